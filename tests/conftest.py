@@ -1,0 +1,52 @@
+"""Shared fixtures: keep every test's logs out of the real logs/, and stop the TensorBoards tests start."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = {
+    "stack": REPO / "Exercise1.01" / "test_stack.ipynb",
+    "mnist": REPO / "Exercise1.02" / "mnist.ipynb",
+    "hyperparams": REPO / "Activity1.01" / "hyperparams.ipynb",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Runs before collection, so nbval's kernels inherit it too: nothing a test trains lands in logs/.
+    config.tflab_session_logs = tempfile.mkdtemp(prefix="tflab-test-logs-")
+    os.environ["TFLAB_LOGDIR"] = config.tflab_session_logs
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TFLAB_OFFLINE", "1")  # the Keras download host is unreachable here anyway
+    os.environ["PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD"] = "1"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(getattr(config, "tflab_session_logs", ""), ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stop_tensorboards_started_by_tests():
+    """TensorBoards started during the session (by tests or by notebooks' %tensorboard) are stopped at the end."""
+    from tensorboard import manager
+
+    from tflab import board
+
+    before = {info.pid for info in manager.get_all()}
+    yield
+    for info in manager.get_all():
+        if info.pid not in before:
+            board.stop(info.pid)
+
+
+@pytest.fixture
+def logs(tmp_path, monkeypatch) -> Path:
+    """A private logs/ folder for one test (TFLAB_LOGDIR)."""
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    monkeypatch.setenv("TFLAB_LOGDIR", str(folder))
+    return folder

@@ -1,0 +1,137 @@
+"""The notebooks as users meet them: clean in git, consistent defaults, papermill runs, the widget panel."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+from tensorboard.plugins.hparams import metadata as hparams_metadata
+
+from tflab import runs
+from tflab.plots import read_scalars
+
+from conftest import NOTEBOOKS, REPO
+
+
+def execute(name: str, out_dir: Path, **parameters) -> nbformat.NotebookNode:
+    """Run one lab notebook with papermill, as an instructor would."""
+    path = NOTEBOOKS[name]
+    return papermill.execute_notebook(
+        str(path), str(out_dir / f"{name}.ipynb"), parameters=parameters,
+        cwd=str(path.parent), kernel_name="python3", progress_bar=False,
+    )
+
+
+def load_script_defaults():
+    spec = importlib.util.spec_from_file_location("mnist_script", REPO / "Exercise1.02" / "mnist.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def hparams_events(folder: Path) -> list[str]:
+    """Kinds of HParams plugin records in the event files directly inside ``folder``."""
+    kinds = []
+    for event_file in sorted(folder.glob("events.out.tfevents.*")):
+        for event in EventFileLoader(str(event_file)).Load():
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == hparams_metadata.PLUGIN_NAME:
+                    kinds.append(value.tag)
+    return kinds
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_is_clean_for_git(name):
+    notebook = nbformat.read(NOTEBOOKS[name], as_version=4)
+    nbformat.validate(notebook)
+    assert notebook.metadata.kernelspec.name == "python3"
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type != "code":
+            continue
+        assert cell.execution_count is None, f"{name} cell {index} has an execution count"
+        if "NBVAL_CHECK_OUTPUT" not in cell.source:
+            assert not cell.outputs, f"{name} cell {index} has outputs that nbval does not check"
+
+
+@pytest.mark.parametrize("name", ["mnist", "hyperparams"])
+def test_notebook_has_one_parameters_cell_right_after_setup(name):
+    notebook = nbformat.read(NOTEBOOKS[name], as_version=4)
+    tagged = [i for i, cell in enumerate(notebook.cells) if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    code_before = [c for c in notebook.cells[: tagged[0]] if c.cell_type == "code"]
+    assert len(code_before) == 1, "only the Setup cell runs before the parameters"
+
+
+def test_notebook_defaults_match_the_script():
+    script = load_script_defaults()
+    expected = {"epochs": script.EPOCHS, "batch_size": script.BATCH_SIZE, "learning_rate": script.LEARNING_RATE}
+    for name in ("mnist", "hyperparams"):
+        found = papermill.inspect_notebook(str(NOTEBOOKS[name]))
+        defaults = {key: eval(found[key]["default"]) for key in expected}  # literals from the notebook
+        assert defaults == expected, f"{name}.ipynb parameters drifted from mnist.py"
+
+
+@pytest.mark.slow
+def test_mnist_notebook_passes_97_percent_on_the_full_data(tmp_path, logs):
+    executed = execute("mnist", tmp_path, run_name="acceptance")
+    recorded = runs.read_records(executed)
+    assert recorded["test_accuracy"] >= 0.97, recorded
+    run_dir = logs / "fit" / "acceptance"
+    metrics = runs.read_metrics(run_dir)
+    assert metrics["status"] == runs.COMPLETE and metrics["params"]["train_samples"] is None
+    for series in ("train", "validation"):
+        assert len(read_scalars(run_dir / series, "epoch_accuracy")) == metrics["epochs_run"] == 5
+
+
+@pytest.mark.slow
+def test_activity_papermill_run_writes_metrics_events_and_hparams(tmp_path, logs):
+    executed = execute("hyperparams", tmp_path, learning_rate=0.005, epochs=1, train_samples=3000, run_name="small")
+    run_dir = logs / "hparams" / "small"
+    metrics = runs.read_metrics(run_dir)
+    assert metrics["status"] == runs.COMPLETE
+    assert metrics["params"] == {"learning_rate": 0.005, "epochs": 1, "batch_size": 256, "optimizer": "adam",
+                                 "train_samples": 3000, "run_name": "small", "seed": 42}
+    assert 0.5 < metrics["test_accuracy"] <= 1 and metrics["test_loss"] > 0
+    assert metrics["epochs_run"] == 1 and metrics["wall_time_s"] > 0 and metrics["tensorflow_version"]
+    assert runs.read_records(executed)["test_accuracy"] == metrics["test_accuracy"]
+    assert read_scalars(run_dir / "validation", "epoch_accuracy")
+    assert read_scalars(run_dir, "test_accuracy") == [(1, pytest.approx(metrics["test_accuracy"]))]
+    assert hparams_metadata.EXPERIMENT_TAG in hparams_events(logs / "hparams")
+    assert hparams_metadata.SESSION_START_INFO_TAG in hparams_events(run_dir)
+
+
+@pytest.mark.slow
+def test_activity_rejects_a_bad_parameter_before_training(tmp_path, logs):
+    started = time.monotonic()
+    with pytest.raises(papermill.PapermillExecutionError) as error:
+        execute("hyperparams", tmp_path, learning_rate=-0.1)
+    assert error.value.ename == "ValueError" and "learning_rate" in error.value.evalue
+    assert time.monotonic() - started < 60  # generous: the point is that no training ran
+    assert not (logs / "hparams").exists() or not any((logs / "hparams").iterdir())
+
+
+@pytest.mark.slow
+def test_pressing_train_in_the_panel_adds_a_run(tmp_path, logs):
+    notebook = nbformat.read(NOTEBOOKS["hyperparams"], as_version=4)
+    # What a student's click does: find the panel's Train button and press it.
+    notebook.cells.append(nbformat.v4.new_code_cell(
+        "import ipywidgets\n"
+        "train_button, = [w for w in panel.children if isinstance(w, ipywidgets.Button)]\n"
+        "train_button.click()\n"
+    ))
+    source = tmp_path / "hyperparams-click.ipynb"
+    nbformat.write(notebook, source)
+    papermill.execute_notebook(
+        str(source), str(tmp_path / "out.ipynb"), cwd=str(NOTEBOOKS["hyperparams"].parent),
+        parameters={"epochs": 1, "train_samples": 1000, "run_name": "from-parameters"},
+        kernel_name="python3", progress_bar=False,
+    )
+    completed = [d.name for d in (logs / "hparams").iterdir() if runs.run_status(d) == runs.COMPLETE]
+    assert "from-parameters" in completed and len(completed) == 2, completed
+    clicked = runs.read_metrics(logs / "hparams" / next(n for n in completed if n != "from-parameters"))
+    assert clicked["params"]["epochs"] == 1 and clicked["params"]["train_samples"] == 1000
