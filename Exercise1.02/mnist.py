@@ -9,9 +9,13 @@ with the same --run-name.
 """
 from __future__ import annotations
 
+import argparse
+import shlex
 import sys
 import time
+from pathlib import Path
 
+import tflab
 from tflab import params, runs
 from tflab.paths import logs_dir
 
@@ -56,27 +60,15 @@ def build_model():
     return model
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)  # bad flags fail here, before TensorFlow's slow import
-    try:
-        run_dir, resuming = runs.prepare_run_dir(
-            logs_dir() / "fit", args.run_name, overwrite=args.overwrite,
-            epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        )
-    except runs.RunExistsError as err:
-        params.fail(f"{err} (--overwrite)")
-    resume_command = f"python mnist.py {' '.join(sys.argv[1:] if argv is None else argv)}".strip()
-    if "--run-name" not in resume_command:
-        resume_command += f" --run-name {run_dir.name}"
-
+def train(args: argparse.Namespace, run_dir: Path, resuming: bool, data: tuple) -> None:
+    """Build, train and evaluate the network; log to ``run_dir`` for TensorBoard."""
     import keras
     import tensorflow as tf
 
-    import tflab
     from tflab import pipeline
 
     pipeline.configure(args.seed)
-    (x_train, y_train), (x_test, y_test) = tflab.load_mnist()
+    (x_train, y_train), (x_test, y_test) = data
     x_train, y_train = pipeline.subset(x_train, y_train, args.train_samples)
     train_ds, test_ds = pipeline.make_datasets(
         x_train, y_train, x_test, y_test, batch_size=args.batch_size, seed=args.seed
@@ -98,20 +90,49 @@ def main(argv: list[str] | None = None) -> int:
     runs.write_metrics(run_dir, status=runs.RUNNING, params=settings, run_name=run_dir.name)
     print(f"{'Resuming' if resuming else 'Training'} run {run_dir.name} (logs in {run_dir})", flush=True)
     started = time.perf_counter()
-    try:
-        model.fit(train_ds, epochs=args.epochs, validation_data=test_ds, callbacks=callbacks, verbose=2)
-    except KeyboardInterrupt:
-        runs.write_metrics(run_dir, status=runs.INTERRUPTED)
-        print(f"\ninterrupted; resume from the last finished epoch with: {resume_command}", file=sys.stderr)
-        return 130
-    test_loss, test_accuracy = model.evaluate(test_ds, verbose=0)
-    runs.write_metrics(
-        run_dir, status=runs.COMPLETE, test_accuracy=float(test_accuracy), test_loss=float(test_loss),
-        epochs_run=args.epochs, wall_time_s=round(time.perf_counter() - started, 2),
-        tensorflow_version=tf.__version__,
-    )
+    # Ctrl-C waits for the current batch to end, so that every epoch is saved whole or not at all.
+    with runs.interrupt_between_batches() as stop_on_ctrl_c:
+        model.fit(train_ds, epochs=args.epochs, validation_data=test_ds,
+                  callbacks=[stop_on_ctrl_c, *callbacks], verbose=2)
+        test_loss, test_accuracy = model.evaluate(test_ds, verbose=0)
+        runs.write_metrics(
+            run_dir, status=runs.COMPLETE, test_accuracy=float(test_accuracy), test_loss=float(test_loss),
+            epochs_run=args.epochs, wall_time_s=round(time.perf_counter() - started, 2),
+            tensorflow_version=tf.__version__,
+        )
     print(f"Open TensorBoard with: make tensorboard   (or: tensorboard --logdir {run_dir.parent} --host 127.0.0.1)")
     print(f"test accuracy: {test_accuracy:.4f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)  # bad flags fail here, before TensorFlow's slow import
+    try:
+        data = tflab.load_mnist()  # NumPy only: a bad $TFLAB_MNIST fails before any run folder exists
+    except tflab.data.DatasetError as err:
+        params.fail(str(err))
+    fit_dir = logs_dir() / "fit"
+    try:
+        run_dir, resuming = runs.prepare_run_dir(
+            fit_dir, args.run_name, overwrite=args.overwrite,
+            epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        )
+    except runs.RunExistsError:
+        params.fail(f"run {args.run_name!r} already finished in {fit_dir / args.run_name}; "
+                    "pick another --run-name, or add --overwrite to replace it")
+    except OSError as err:
+        params.fail(f"cannot create a run folder in {fit_dir} ({err.strerror}); set TFLAB_LOGDIR to a writable folder")
+    resume_command = shlex.join(["python", "mnist.py", *(sys.argv[1:] if argv is None else argv)])
+    if args.run_name is None:
+        resume_command += f" --run-name {run_dir.name}"
+    try:
+        train(args, run_dir, resuming, data)
+    except KeyboardInterrupt:
+        runs.write_metrics(run_dir, status=runs.INTERRUPTED)
+        print(f"interrupted; resume from the last finished epoch with: {resume_command}", file=sys.stderr)
+        return 130
+    except Exception:
+        runs.write_metrics(run_dir, status=runs.FAILED)
+        raise
     return 0
 
 

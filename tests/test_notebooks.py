@@ -53,9 +53,11 @@ def test_notebook_is_clean_for_git(name):
     for index, cell in enumerate(notebook.cells):
         if cell.cell_type != "code":
             continue
-        assert cell.execution_count is None, f"{name} cell {index} has an execution count"
-        if "NBVAL_CHECK_OUTPUT" not in cell.source:
+        if "NBVAL_CHECK_OUTPUT" in cell.source:
+            assert cell.outputs and cell.execution_count == 1, f"{name} cell {index}: checked cell without output"
+        else:
             assert not cell.outputs, f"{name} cell {index} has outputs that nbval does not check"
+            assert cell.execution_count is None, f"{name} cell {index} has an execution count"
 
 
 @pytest.mark.parametrize("name", ["mnist", "hyperparams"])

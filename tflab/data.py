@@ -1,7 +1,6 @@
 """Offline MNIST: fetch, build, verify and cache `mnist.npz`."""
 from __future__ import annotations
 
-import argparse
 import gzip
 import hashlib
 import http.client
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from tflab.atomic import atomic_write
+from tflab.params import LabArgumentParser
 from tflab.paths import data_dir
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -295,7 +295,7 @@ def load_mnist(*, verbose: bool = False) -> tuple[tuple[np.ndarray, np.ndarray],
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m tflab data [--verify]``: build the MNIST cache, or only check it."""
-    parser = argparse.ArgumentParser(
+    parser = LabArgumentParser(
         prog="python -m tflab data", description="Fetch, build, verify and cache MNIST as mnist.npz."
     )
     parser.add_argument(
@@ -312,5 +312,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path} (source: {source})")
     except DatasetError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 1
+        # A bad $TFLAB_MNIST is bad input (2); a missing or corrupt cache is a failed check (1).
+        return 2 if os.environ.get(ENV_VAR) and not args.verify else 1
     return 0

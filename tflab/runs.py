@@ -1,12 +1,15 @@
 """Run folders: readable unique names, resume-or-refuse for named runs, and a status in metrics.json."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from . import atomic, paths
 
@@ -77,6 +80,46 @@ def prepare_run_dir(
     resuming = run_dir.is_dir() and any(run_dir.iterdir())
     run_dir.mkdir(exist_ok=True)
     return run_dir, resuming
+
+
+@contextlib.contextmanager
+def interrupt_between_batches() -> Iterator[Any]:
+    """Hold Ctrl-C until the next batch starts; yield the Keras callback that then stops ``fit``.
+
+    Without it, Ctrl-C can land while an epoch is being saved: after BackupAndRestore wrote its
+    checkpoint but before TensorBoard logged the epoch (a missing point after resuming), or in
+    the middle of the checkpoint file (a resume that cannot read it). With it, every epoch is
+    saved whole or not at all. Put the callback first in ``callbacks``. A Ctrl-C that arrives
+    after ``fit``, while the block evaluates and saves the results, lets the block finish.
+    A second Ctrl-C interrupts at once.
+    """
+    import keras
+
+    asked = threading.Event()
+
+    def stop_if_asked(*_: Any, **__: Any) -> None:
+        if asked.is_set():
+            asked.clear()
+            raise KeyboardInterrupt
+
+    callback = keras.callbacks.LambdaCallback(
+        on_epoch_begin=stop_if_asked, on_train_batch_begin=stop_if_asked, on_test_batch_begin=stop_if_asked
+    )
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield callback
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    previous = signal.default_int_handler if previous is None else previous
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        asked.set()
+        signal.signal(signal.SIGINT, previous)  # a second Ctrl-C interrupts at once
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield callback
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 RECORD_MIMETYPE = "application/vnd.tflab.record+json"

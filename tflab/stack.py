@@ -122,6 +122,9 @@ def require(checks: list[Check]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Print the table; exit 1 when something required is missing."""
+    from .params import LabArgumentParser
+
+    LabArgumentParser(prog="python -m tflab stack", description=__doc__).parse_args(argv)
     checks = run_checks()
     print(format_table(checks))
     return 1 if any(check.status == "FAIL" for check in checks) else 0

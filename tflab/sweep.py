@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import ast
 import concurrent.futures
+import contextlib
 import csv
 import hashlib
 import itertools
@@ -22,7 +23,7 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from . import atomic, params, paths, runs
 
@@ -281,7 +282,9 @@ def execute_run(task: Mapping[str, Any]) -> dict[str, Any]:
                               "metrics": runs.read_metrics(run_dir), "seconds": None}
     if _finished(result["metrics"]):
         return result | {"status": SKIPPED}
-    os.environ.update(thread_env(task.get("threads") or _worker_threads()))
+    # A Dask worker cannot see the other workers on its machine: TFLAB_THREADS set there wins.
+    threads = task.get("threads") or int(os.environ.get("TFLAB_THREADS") or 0) or _worker_threads()
+    os.environ.update(thread_env(threads))
     started = time.perf_counter()
     import papermill
 
@@ -324,7 +327,7 @@ def _outcome(future: Any, task: Mapping[str, Any]) -> dict[str, Any]:
                 "notebook": None, "metrics": {}, "seconds": None}
 
 
-def _run_local(tasks: list[dict[str, Any]], workers: int, log_path: Path) -> Iterable[dict[str, Any]]:
+def _run_local(tasks: list[dict[str, Any]], workers: int, log_path: Path) -> Iterator[dict[str, Any]]:
     """Results of ``tasks`` in finishing order, ``workers`` at a time in fresh worker processes.
 
     Processes, not threads: a run's kernel gets its own environment, and Ctrl-C reaches the
@@ -350,7 +353,7 @@ def import_distributed() -> Any:
     return distributed
 
 
-def _run_dask(tasks: list[dict[str, Any]], client: Any) -> Iterable[dict[str, Any]]:
+def _run_dask(tasks: list[dict[str, Any]], client: Any) -> Iterator[dict[str, Any]]:
     """Results of ``tasks`` in finishing order, run by the Dask cluster behind ``client``."""
     import uuid
 
@@ -424,7 +427,10 @@ def _from_result(result: Mapping[str, Any], combo: Mapping[str, Any], out: Path)
     values: Mapping[str, Any] = result.get("metrics") or {}
     if result.get("notebook"):
         atomic.write_text(notebook, result["notebook"])
-        records = runs.read_records(nbformat.reads(result["notebook"], as_version=4))
+        try:
+            records = runs.read_records(nbformat.reads(result["notebook"], as_version=4))
+        except Exception:  # not a notebook after all; it is kept for a look
+            records = {}
         if "test_accuracy" in records:
             values = records
     if result["status"] == FAILED:
@@ -472,27 +478,30 @@ def run_sweep(
 
     rows = {name: _row(combo, name, NOT_RUN) for name, combo in zip(names, combos)}
     by_name = dict(zip(names, combos))
-    tasks = []
     bar = tqdm(total=len(combos), unit="run", desc=out.name, disable=not progress, dynamic_ncols=True)
     try:
+        pending = []
         for name, combo in by_name.items():
             earlier = previous_result(name, out, logdir)
-            if earlier is not None:
-                rows[name] = _row(combo, name, SKIPPED, earlier, notebook=out / f"{name}.ipynb")
-                bar.write(_report(rows[name]))
-                bar.update()
-            else:
-                tasks.append({"notebook": str(notebook), "cwd": str(notebook.parent), "run_name": name,
-                              "parameters": combo, "logdir": str(logdir),
-                              "threads": threads_per_run(available_cores(), workers) if client is None else None})
+            if earlier is None:
+                pending.append(name)
+                continue
+            rows[name] = _row(combo, name, SKIPPED, earlier, notebook=out / f"{name}.ipynb")
+            bar.write(_report(rows[name]))
+            bar.update()
+        # Dask workers split their own machine's cores (execute_run asks the worker).
+        threads = threads_per_run(available_cores(), min(workers, len(pending) or 1)) if client is None else None
+        tasks = [{"notebook": str(notebook), "cwd": str(notebook.parent), "run_name": name,
+                  "parameters": by_name[name], "logdir": str(logdir), "threads": threads} for name in pending]
         if tasks:
             results = (_run_dask(tasks, client) if client is not None
                        else _run_local(tasks, workers, out / "kernels.log"))
-            for result in results:
-                name = result["run_name"]
-                rows[name] = _from_result(result, by_name[name], out)
-                bar.write(_report(rows[name]))
-                bar.update()
+            with contextlib.closing(results):
+                for result in results:
+                    name = result["run_name"]
+                    rows[name] = _from_result(result, by_name[name], out)
+                    bar.write(_report(rows[name]))
+                    bar.update()
     finally:  # also on Ctrl-C: summarise what finished
         bar.close()
         if client is not None:
