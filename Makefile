@@ -46,8 +46,8 @@ lab: setup  ## JupyterLab on http://127.0.0.1 with token auth
 tensorboard: setup  ## TensorBoard on localhost over logs/ (next free port if 6006 is busy)
 	$(PY) -m tflab board
 
-sweep: setup  ## an example instructor sweep of Activity 1.01 into runs/
-	$(PY) -m tflab sweep --param learning_rate=0.01,0.001,0.0001 --param epochs=2,5
+sweep: setup  ## an example instructor sweep of Activity 1.01 (sweeps/example.yaml) into runs/; re-run to resume
+	$(PY) -m tflab sweep --grid sweeps/example.yaml $(SWEEP_ARGS)
 
 bench: setup  ## the training benchmark (benchmarks/results.md)
 	$(PY) benchmarks/bench.py

@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tflab import runs, sweep
+from tflab import params, runs, sweep
 from tflab.sweep import main
 
 TINY = ["--param", "epochs=1", "--param", "train_samples=1000"]  # 1000: a size the control panel offers
@@ -151,9 +151,16 @@ def test_grid_file_values_are_normalised_and_param_replaces_its_entry(tmp_path) 
     grid_file = tmp_path / "grid.yaml"
     grid_file.write_text("learning_rate: [0.01, 1.0e-3, 0.001]\nepochs: 2\noptimizer: [Adam, sgd]\n"
                          "train_samples: [null, 3000]\n")
-    grid = sweep.parse_grid(["--param" and "epochs=1,3", "seed=7"], grid_file)
+    grid = sweep.parse_grid(["epochs=1,3", "seed=7"], grid_file)
     assert grid == {"learning_rate": [0.01, 0.001], "epochs": [1, 3], "optimizer": ["adam", "sgd"],
                     "train_samples": [None, 3000], "seed": [7]}
+
+
+def test_example_grid_file_is_the_same_sweep_as_the_make_sweep_params() -> None:
+    from_file = sweep.parse_grid([], sweep.paths.REPO_ROOT / "sweeps" / "example.yaml")
+    from_params = sweep.parse_grid(["learning_rate=0.01,0.001,0.0001", "epochs=2,5"])
+    assert from_file == from_params
+    assert sweep.sweep_name(from_file) == sweep.sweep_name(from_params)
 
 
 def test_combinations_cover_the_grid_on_top_of_the_notebook_defaults() -> None:
@@ -173,7 +180,7 @@ def test_run_names_are_readable_unique_and_valid_run_folders() -> None:
     assert names[0] == "lr0.1-ep2-bs256-adam-nall-s1"
     assert "lr1e-05-ep2-bs256-adam-n5000-s13" in names
     assert len(set(names)) == len(names)
-    assert all(runs.run_name if False else sweep.params.run_name(name) == name for name in names)
+    assert all(params.run_name(name) == name for name in names)  # a valid run folder name
 
 
 def test_the_same_grid_maps_to_the_same_default_folder() -> None:

@@ -30,7 +30,7 @@ from . import atomic, params, paths, runs
 DEFAULT_NOTEBOOK = paths.REPO_ROOT / "Activity1.01" / "hyperparams.ipynb"
 RUNS_DIR = paths.REPO_ROOT / "runs"
 MAX_WORKERS = 128
-DEFAULT_MAX_WORKERS = 4  # each run holds MNIST and TensorFlow in memory (about 1.5 GB)
+DEFAULT_MAX_WORKERS = 4  # each run's kernel holds MNIST and TensorFlow: about 1.2 GB at its peak
 
 # What a grid may vary, with the check that normalises each value. The notebook's other
 # parameters (run_name, log_dir, overwrite) belong to the sweep.
@@ -53,16 +53,23 @@ SUMMARY_FIELDS = [*PARAMETERS, "run_name", "status", "test_accuracy", "test_loss
 
 # --- the grid -----------------------------------------------------------------------------------
 
+def check_name(name: str) -> None:
+    """A parameter a grid may vary, or a one-line ValueError listing those."""
+    if name in SET_BY_SWEEP:
+        raise ValueError(f"{name} is set by the sweep itself; vary one of {', '.join(PARAMETERS)}")
+    if name not in PARAMETERS:
+        raise ValueError(f"unknown parameter {name!r}; choose from {', '.join(PARAMETERS)}")
+
+
 def check_value(name: str, value: Any) -> Any:
     """One grid value, normalised by the parameter's validator (one-line ValueError/TypeError)."""
-    if name not in PARAMETERS:
-        note = f"; {', '.join(SET_BY_SWEEP)} are set by the sweep" if name in SET_BY_SWEEP else ""
-        raise ValueError(f"unknown parameter {name!r}: choose from {', '.join(PARAMETERS)}{note}")
+    check_name(name)
     return PARAMETERS[name](value)
 
 
 def check_values(name: str, values: Iterable[Any]) -> list[Any]:
     """Every value of one parameter, normalised, duplicates dropped, order kept."""
+    check_name(name)
     checked: list[Any] = []
     for value in values:
         normal = check_value(name, value)
@@ -153,12 +160,16 @@ def notebook_defaults(notebook: str | os.PathLike) -> dict[str, Any]:
     cells = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
     if not cells:
         raise ValueError(f"--notebook {path}: no cell tagged 'parameters'")
+    try:
+        body = ast.parse(cells[0].source).body
+    except SyntaxError as err:
+        raise ValueError(f"--notebook {path}: parameters cell line {err.lineno}: {err.msg}") from None
     values: dict[str, Any] = {}
-    for node in ast.parse(cells[0].source).body:
+    for node in body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             try:
                 values[node.targets[0].id] = ast.literal_eval(node.value)
-            except ValueError:
+            except (ValueError, TypeError, SyntaxError):  # not a plain value: papermill replaces it anyway
                 continue
     missing = [name for name in (*PARAMETERS, *SET_BY_SWEEP) if name not in values]
     if missing:
@@ -219,7 +230,7 @@ def default_workers(cores: int) -> int:
 
     TensorFlow trains this small CNN well on two threads, and the kernel start and imports of
     each run are single-threaded, so two cores per run keeps every core busy without runs
-    fighting over them; four runs at once already need about 6 GB of memory.
+    fighting over them; four runs at once already need about 5 GB of memory.
     """
     return max(1, min(cores // 2, DEFAULT_MAX_WORKERS))
 
@@ -490,7 +501,14 @@ def run_sweep(
             bar.write(_report(rows[name]))
             bar.update()
         # Dask workers split their own machine's cores (execute_run asks the worker).
-        threads = threads_per_run(available_cores(), min(workers, len(pending) or 1)) if client is None else None
+        at_once = max(1, min(workers, len(pending)))
+        threads = threads_per_run(available_cores(), at_once) if client is None else None
+        if pending:
+            bar.write(f"running {len(pending)} of {len(combos)} runs "
+                      + (f"on the Dask cluster at {scheduler}" if client is not None else
+                         f"on {at_once} local worker(s), {threads} TensorFlow thread(s) each"))
+        if pending and client is not None and not client.scheduler_info().get("workers"):
+            bar.write("the Dask cluster has no workers yet: the runs wait until workers join")
         tasks = [{"notebook": str(notebook), "cwd": str(notebook.parent), "run_name": name,
                   "parameters": by_name[name], "logdir": str(logdir), "threads": threads} for name in pending]
         if tasks:
@@ -569,6 +587,8 @@ def summary_figure(rows: list[Mapping[str, Any]]):
                 f"{row['test_accuracy']:.4f}" if finished else row["status"],
                 va="center", fontsize=8, color="black" if finished else "tab:red")
     ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    for label, color in zip(ax.get_yticklabels(), colors):
+        label.set_color("black" if color == "tab:blue" else "tab:red")
     ax.set_xlim(0, 1.12)
     ax.set_xlabel("test accuracy")
     ax.set_title("Sweep: test accuracy per run (red: failed or not run)")
@@ -607,7 +627,8 @@ dask: the runs go to an existing dask.distributed cluster. Every worker needs th
 and its .venv at the same path (or pass --notebook with a path valid on the workers), and
 --logdir must be a folder that every worker can reach at the same path (a shared file system),
 or the runs' logs end up scattered over the workers' disks. The executed notebooks come back
-to this machine and are written into --out.
+to this machine and are written into --out. Each run uses its machine's cores divided by its
+worker's threads; when several workers share a machine, start them with TFLAB_THREADS set.
 """
 
 
@@ -659,9 +680,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.scheduler:
         parser.error("--scheduler needs --executor dask")
 
-    where = f"Dask cluster {args.scheduler}" if args.executor == "dask" else \
-        f"{args.workers} worker(s), {threads_per_run(cores, args.workers)} thread(s) each"
-    print(f"sweep: {len(combos)} runs on {where}\n  notebooks, summaries: {out}\n  run logs: {logdir}")
+    print(f"sweep of {len(combos)} runs\n  notebooks and summaries: {out}\n  run logs: {logdir}")
     try:
         rows = run_sweep(grid, out, workers=args.workers, logdir=logdir, executor=args.executor,
                          scheduler=args.scheduler, notebook=args.notebook)

@@ -12,6 +12,11 @@ BATCH_SIZES = [32, 64, 128, 256, 512, 1024]
 SAMPLE_SIZES = [1000, 3000, 10000, 30000, 60000]
 
 
+def _nearest(options: list[int], value: int) -> int:
+    """The option closest to ``value`` (a slider only takes values it offers)."""
+    return min(options, key=lambda option: abs(option - value))
+
+
 def progress_callback(bar: widgets.IntProgress, status: widgets.HTML):
     """A Keras callback that shows the epoch, loss and accuracy in the given widgets as it trains."""
     import keras
@@ -41,9 +46,9 @@ def control_panel(train: Callable[..., dict[str, Any]], *, learning_rate: float 
     lr = widgets.FloatLogSlider(value=learning_rate, base=10, min=-5, max=-1, step=0.25,
                                 description="learning rate", readout_format=".1e", style=style, layout=layout)
     n_epochs = widgets.IntSlider(value=epochs, min=1, max=20, description="epochs", style=style, layout=layout)
-    batch = widgets.SelectionSlider(options=BATCH_SIZES, value=min(BATCH_SIZES, key=lambda b: abs(b - batch_size)),
+    batch = widgets.SelectionSlider(options=BATCH_SIZES, value=_nearest(BATCH_SIZES, batch_size),
                                     description="batch size", style=style, layout=layout)
-    samples = widgets.SelectionSlider(options=SAMPLE_SIZES, value=train_samples or SAMPLE_SIZES[-1],
+    samples = widgets.SelectionSlider(options=SAMPLE_SIZES, value=_nearest(SAMPLE_SIZES, train_samples or 60000),
                                       description="train images", style=style, layout=layout)
     opt = widgets.Dropdown(options=list(OPTIMIZERS), value=optimizer, description="optimizer", style=style)
     button = widgets.Button(description="Train", button_style="primary", icon="play")

@@ -153,9 +153,10 @@ def expect_visible(page, locator, what: str, shot: str, timeout: float = 30_000)
 
     try:
         expect(locator).to_be_visible(timeout=timeout)
-    except AssertionError:
+    except AssertionError as err:
         path = screenshot(page, f"FAILED-{shot}")
-        raise AssertionError(f"{what} not visible; see {path.relative_to(REPO)}") from None
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise AssertionError(f"{what} not visible; see {path.relative_to(REPO)} ({reason})") from None
 
 
 @pytest.fixture(scope="session")
