@@ -110,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         data = tflab.load_mnist()  # NumPy only: a bad $TFLAB_MNIST fails before any run folder exists
     except tflab.data.DatasetError as err:
         params.fail(str(err))
+    except KeyboardInterrupt:
+        print("interrupted before training started; nothing was saved", file=sys.stderr)
+        return 130
     fit_dir = logs_dir() / "fit"
     try:
         run_dir, resuming = runs.prepare_run_dir(

@@ -30,16 +30,21 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def stop_tensorboards_started_by_tests():
-    """TensorBoards started during the session (by tests or by notebooks' %tensorboard) are stopped at the end."""
+def stop_tensorboards_started_by_tests(tmp_path_factory):
+    """TensorBoards that tests (or notebooks' %tensorboard) started on test folders are stopped at the end.
+
+    Servers of other sessions, or a student's own, are left alone.
+    """
     from tensorboard import manager
 
     from tflab import board
 
     before = {info.pid for info in manager.get_all()}
     yield
+    ours = [Path(os.environ["TFLAB_LOGDIR"]).resolve(), tmp_path_factory.getbasetemp().resolve()]
     for info in manager.get_all():
-        if info.pid not in before:
+        logdir = Path(info.logdir).resolve() if info.logdir else None
+        if info.pid not in before and logdir and any(logdir == root or root in logdir.parents for root in ours):
             board.stop(info.pid)
 
 

@@ -48,8 +48,12 @@ def lab_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def logs(lab_logs: Path) -> Path:
-    return lab_logs
+def logs(tmp_path: Path, monkeypatch) -> Path:
+    """One test's own logs/ ($TFLAB_LOGDIR), which no real TensorBoard serves."""
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    monkeypatch.setenv("TFLAB_LOGDIR", str(folder))
+    return folder
 
 
 @pytest.fixture
@@ -233,12 +237,12 @@ def test_prepare_ignores_a_dead_tensorboard_of_the_same_logdir(logs: Path, busy_
 
 def test_lab_boards_lists_only_live_boards_under_the_lab_logs(logs: Path, busy_port: int, tmp_path: Path) -> None:
     # This process stands in for a live TensorBoard: it exists, and busy_port accepts connections.
-    (logs / "fit").mkdir(exist_ok=True)
+    (logs / "fit").mkdir()
     path = write_info(os.getpid(), busy_port, logs / "fit")
     try:
         assert [info.pid for info in board.lab_boards()] == [os.getpid()]
         path.unlink()
-        path = write_info(os.getpid(), busy_port, tmp_path)  # someone else's logs
+        path = write_info(os.getpid(), busy_port, tmp_path / "elsewhere")  # someone else's logs
         assert board.lab_boards() == []
     finally:
         path.unlink(missing_ok=True)
@@ -330,10 +334,10 @@ def test_list_shows_a_live_lab_tensorboard(cli_board, capsys) -> None:
 
 
 @pytest.fixture
-def served_board(lab_logs: Path, request):
-    """A TensorBoard started like the students' terminal one, reaped as soon as it exits."""
-    (lab_logs / "fit").mkdir(exist_ok=True)
-    process = subprocess.Popen(board.serve_command(lab_logs / "fit", board.free_port(7006)),
+def served_board(logs: Path, request):
+    """A TensorBoard on its own logs/, started like a student's terminal one, reaped as soon as it exits."""
+    (logs / "fit").mkdir()
+    process = subprocess.Popen(board.serve_command(logs / "fit", board.free_port(7006)),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     request.addfinalizer(lambda: stop_process(process))
     threading.Thread(target=process.wait, daemon=True).start()  # no zombie for --stop to wait on
@@ -342,9 +346,12 @@ def served_board(lab_logs: Path, request):
 
 
 @pytest.mark.slow
-def test_stop_stops_the_lab_tensorboards_and_removes_their_info_files(served_board, lab_logs: Path) -> None:
+def test_stop_stops_the_lab_tensorboards_and_removes_their_info_files(served_board) -> None:
     info_file = info_dir() / f"pid-{served_board.pid}.info"
     assert info_file.exists()
+    listed = subprocess.run([sys.executable, "-m", "tflab", "board", "--list"], capture_output=True, text=True,
+                            timeout=60)
+    assert f"pid {served_board.pid}  http://localhost:" in listed.stdout
 
     done = subprocess.run([sys.executable, "-m", "tflab", "board", "--stop"],
                           capture_output=True, text=True, timeout=60)
@@ -353,4 +360,4 @@ def test_stop_stops_the_lab_tensorboards_and_removes_their_info_files(served_boa
     assert f"stopped pid {served_board.pid}" in done.stdout
     served_board.wait(timeout=10)
     assert not info_file.exists()
-    assert served_board.pid not in [info.pid for info in board.lab_boards()]
+    assert board.lab_boards() == []

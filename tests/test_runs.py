@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import re
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -236,6 +237,32 @@ def test_ctrl_c_after_training_lets_the_block_finish(keras) -> None:
     assert finished
     with pytest.raises(KeyboardInterrupt):  # and Ctrl-C works normally again afterwards
         press_ctrl_c()
+
+
+def test_an_ignored_ctrl_c_stays_ignored(keras) -> None:
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # e.g. a job started in the background
+    try:
+        with runs.interrupt_between_batches() as callback:
+            assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+            press_ctrl_c()
+            callback.on_train_batch_begin(0)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_outside_the_main_thread_the_guard_changes_nothing(keras) -> None:
+    seen = []
+
+    def worker() -> None:
+        with runs.interrupt_between_batches() as callback:
+            callback.on_train_batch_begin(0)
+            seen.append(signal.getsignal(signal.SIGINT))
+
+    previous = signal.getsignal(signal.SIGINT)
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen == [previous]
 
 
 def _count_epoch_scalars(folder: Path) -> list[int]:

@@ -69,9 +69,10 @@ def test_mnist_check_fails_with_the_data_command_as_fix(tmp_path, monkeypatch) -
 
 @pytest.fixture
 def no_tensorflow_checks(monkeypatch):
-    """Replace the two checks that import TensorFlow (seconds) with canned rows."""
+    """Canned rows for the checks that import TensorFlow (seconds) or need the built dataset."""
     monkeypatch.setattr(stack, "check_tensorflow", lambda: Check("TensorFlow", "PASS", "2.21.0"))
     monkeypatch.setattr(stack, "check_gpu", lambda: Check("GPU", "INFO", "none found"))
+    monkeypatch.setattr(stack, "check_mnist", lambda: Check("MNIST data", "PASS", "data/mnist.npz"))
 
 
 def test_main_exits_0_when_everything_required_passes(no_tensorflow_checks, capsys) -> None:

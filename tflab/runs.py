@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from . import atomic, paths
+from . import atomic
 
 METRICS_FILE = "metrics.json"
 COMPLETE, RUNNING, INTERRUPTED, FAILED = "complete", "running", "interrupted", "failed"
@@ -105,10 +105,10 @@ def interrupt_between_batches() -> Iterator[Any]:
     callback = keras.callbacks.LambdaCallback(
         on_epoch_begin=stop_if_asked, on_train_batch_begin=stop_if_asked, on_test_batch_begin=stop_if_asked
     )
-    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
-        yield callback
-        return
     previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous == signal.SIG_IGN:
+        yield callback  # signals reach the main thread only; an ignored Ctrl-C stays ignored
+        return
     previous = signal.default_int_handler if previous is None else previous
 
     def on_sigint(signum: int, frame: Any) -> None:

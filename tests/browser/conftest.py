@@ -210,13 +210,20 @@ class Lab:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.read()
 
+    def shutdown_kernels(self) -> None:
+        """Shut down every kernel of this server (best effort: the server may be gone already)."""
+        with contextlib.suppress(OSError, ValueError):
+            for kernel in json.loads(self.api("GET", "kernels")):
+                with contextlib.suppress(OSError):
+                    self.api("DELETE", f"kernels/{kernel['id']}")
+
 
 def _write_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data), encoding="utf-8")
 
 
-def _tensorboard_pids() -> set[int]:
+def tensorboard_pids() -> set[int]:
     from tensorboard import manager
 
     return {info.pid for info in manager.get_all()}
@@ -238,8 +245,9 @@ def jupyter_lab(tmp_path_factory) -> Iterator[Lab]:
     settings = dirs["config"] / "lab" / "user-settings" / "@jupyterlab"
     _write_json(settings / "apputils-extension" / "notification.jupyterlab-settings",
                 {"fetchNews": "false", "checkForUpdates": False})
-    # Render every cell (no virtual scrolling), so outputs far down the notebook are in the DOM.
-    _write_json(settings / "notebook-extension" / "tracker.jupyterlab-settings", {"windowingMode": "none"})
+    # Render every cell (no virtual scrolling), so outputs far down the notebook are in the DOM; start the
+    # notebook's own kernel without asking (no "Select Kernel" dialog).
+    _write_json(settings / "notebook-extension" / "tracker.jupyterlab-settings", {"windowingMode": "none", "autoStartDefaultKernel": True})
     token = secrets.token_hex(24)
     port = free_port()
     env = lab_env(dirs["logs"]) | {
@@ -256,7 +264,7 @@ def jupyter_lab(tmp_path_factory) -> Iterator[Lab]:
                "--LabApp.extension_manager=readonly"]
     if os.geteuid() == 0:  # CI containers run as root
         command.append("--allow-root")
-    tensorboards_before = _tensorboard_pids()
+    tensorboards_before = tensorboard_pids()
     log = tmp / "jupyter.log"
     proc = start_server(command, env, log)
     lab = Lab(url=f"http://127.0.0.1:{port}/", token=token, logs=dirs["logs"], tmp=tmp)
@@ -264,12 +272,9 @@ def jupyter_lab(tmp_path_factory) -> Iterator[Lab]:
         wait_for_http(f"{lab.url}api/status?token={token}", proc, log, timeout=90)
         yield lab
     finally:
-        with contextlib.suppress(OSError, ValueError):
-            for kernel in json.loads(lab.api("GET", "kernels")):
-                with contextlib.suppress(OSError):
-                    lab.api("DELETE", f"kernels/{kernel['id']}")
+        lab.shutdown_kernels()
         stop_group(proc)
         kill_processes_mentioning(str(dirs["runtime"]))  # a kernel that outlived its server
-        for pid in _tensorboard_pids() - tensorboards_before:
+        for pid in tensorboard_pids() - tensorboards_before:
             board.stop(pid)
         kill_processes_mentioning(str(dirs["logs"]))  # a TensorBoard that had not yet written its info file

@@ -1,0 +1,146 @@
+"""Tests for benchmarks/bench.py: the FLOP count, how a run is summarised, its flags, and one tiny run.
+
+No test asserts a time: timings depend on the machine; the benchmark reports ratios instead.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tflab.paths import REPO_ROOT
+
+BENCH = REPO_ROOT / "benchmarks" / "bench.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    """benchmarks/bench.py as a module (importing it loads neither tflab nor TensorFlow)."""
+    spec = importlib.util.spec_from_file_location("bench", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_bench(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TFLAB_LOGDIR": str(tmp_path / "logs")}
+    return subprocess.run([sys.executable, str(BENCH), *args], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=900)
+
+
+# --- the FLOP count -------------------------------------------------------------------------------
+
+def test_flops_match_a_hand_count_of_the_lesson_layers(bench):
+    flops = bench.model_flops()
+    # Conv2D(10, 3x3) on 28x28x1: 26*26 positions x 10 filters x 9 multiply-adds.
+    assert flops["forward"]["conv"] == 26 * 26 * 10 * 9 * 2 == 121_680
+    # Dense(128) on the 6,760 flattened features, Dense(10) on 128.
+    assert flops["forward"]["dense"] == 6760 * 128 * 2 == 1_730_560
+    assert flops["forward"]["output"] == 128 * 10 * 2 == 2_560
+    assert flops["forward_per_example"] == 1_854_800
+    # Backward: the conv needs only its filter gradient; the dense layers need weight and input gradients.
+    assert flops["backward"] == {"conv": 121_680, "dense": 3_461_120, "output": 5_120}
+    assert flops["train_per_example"] == 1_854_800 + 3_587_920 == 5_442_720
+
+
+def test_an_epoch_counts_training_and_one_validation_pass(bench):
+    assert bench.epoch_flops(60_000, 10_000) == 60_000 * 5_442_720 + 10_000 * 1_854_800 == 345_111_200_000
+
+
+def test_flop_count_uses_the_layer_shapes_of_the_exercise_model(bench):
+    pytest.importorskip("tensorflow")
+    model = bench.load_exercise().build_model()
+    assert model.count_params() == bench.model_flops()["parameters"] == 866_798
+    conv, _, dense, _, output = model.layers
+    assert (conv.filters, conv.kernel_size, conv.input.shape[1:]) == (bench.FILTERS, (bench.KERNEL,) * 2, (28, 28, 1))
+    assert (dense.units, output.units) == (bench.HIDDEN, bench.CLASSES)
+
+
+# --- summarising a run ----------------------------------------------------------------------------
+
+def epochs(*rows: tuple[float, float, float]) -> list[dict[str, float]]:
+    return [{"elapsed": wall, "cpu_elapsed": cpu, "val_accuracy": accuracy} for wall, cpu, accuracy in rows]
+
+
+def test_each_epoch_is_timed_from_the_end_of_the_one_before(bench):
+    summary = bench.summarize(epochs((10, 19, 0.95), (16, 30, 0.969), (21, 40, 0.9701), (27, 51, 0.98)))
+    assert summary["epoch_seconds"] == [10, 6, 5, 6]
+    assert summary["first_epoch_seconds"] == 10
+    assert summary["seconds_per_epoch"] == 6  # median of the epochs after the first
+    assert summary["cpu_seconds_per_epoch"] == 11
+    assert (summary["time_to_target_s"], summary["epoch_reaching_target"]) == (21, 3)
+    assert summary["final_accuracy"] == 0.98
+
+
+def test_a_target_never_reached_has_no_time(bench):
+    summary = bench.summarize(epochs((10, 20, 0.95), (20, 40, 0.9699)))
+    assert summary["time_to_target_s"] is None and summary["epoch_reaching_target"] is None
+    assert bench.speedup(60.0, summary["time_to_target_s"]) is None
+
+
+def test_a_single_epoch_is_its_own_typical_epoch(bench):
+    summary = bench.summarize(epochs((12, 20, 0.9)))
+    assert summary["seconds_per_epoch"] == 12
+
+
+def test_speedup_divides_the_baseline_time_by_the_row_time(bench):
+    assert bench.speedup(60.0, 20.0) == 3.0
+    assert bench.speedup(None, 20.0) is None
+
+
+# --- the configurations and flags -----------------------------------------------------------------
+
+def test_the_default_row_uses_the_exercise_constants(bench):
+    mnist = bench.load_exercise()
+    configs = bench.configurations({"batch_size": mnist.BATCH_SIZE, "learning_rate": mnist.LEARNING_RATE})
+    default, lesson = configs["b"], configs["a"]
+    assert (default["batch_size"], default["learning_rate"]) == (mnist.BATCH_SIZE, mnist.LEARNING_RATE)
+    assert (default["input"], default["histograms"], default["backup"], default["setup"]) == ("tfdata", True, True, "project")
+    assert (lesson["input"], lesson["batch_size"], lesson["learning_rate"], lesson["histograms"]) == ("numpy", 32, 0.001, True)
+    assert set(bench.FULL + bench.QUICK) - set(configs) <= {f"bs{mnist.BATCH_SIZE}"}
+
+
+def test_an_unknown_config_is_refused_in_one_line(tmp_path):
+    result = run_bench("--configs", "a,zz", tmp_path=tmp_path)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "--configs" in result.stderr and "'a,zz'" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+# --- one tiny run, end to end ---------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_quick_run_writes_the_table_and_the_json(tmp_path):
+    out = tmp_path / "out"
+    result = run_bench("--quick", "--epochs", "1", "--train-samples", "600", "--test-samples", "500",
+                       "--out", str(out), tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = json.loads((out / "results.json").read_text())
+    rows = {row["key"]: row for row in results["rows"]}
+    assert list(rows) == [key for key in ("a", "b", "numpy", "bs1024", "gpu-a", "gpu-b", "gpu-mixed") if key in rows]
+    assert {"a", "b", "numpy", "bs1024"} <= set(rows)
+    for row in rows.values():
+        assert "error" not in row, row.get("error")
+        assert len(row["epochs"]) == 1 and 0 <= row["final_accuracy"] <= 1
+        assert row["seconds_per_epoch"] > 0 and row["peak_rss_mib"] > 0
+    assert rows["a"]["epoch_speedup"] == pytest.approx(1.0)
+    assert results["train_examples"] == 600 and results["test_examples"] == 500
+    assert results["limit"]["epoch_flops"] == 600 * 5_442_720 + 500 * 1_854_800
+    assert results["limit"]["default_percent"] > 0
+    if "gpu-b" not in rows:
+        assert results["gpu"] == "no GPU: GPU variants skipped"
+        assert "no GPU: GPU variants skipped" in result.stdout
+    table = (out / "results.md").read_text()
+    header = next(line for line in table.splitlines() if line.startswith("| config"))
+    assert [cell.strip() for cell in header.strip("|").split("|")] == [
+        "config", "what", "batch", "lr", "input", "s/epoch", "CPU s/epoch", "epoch speed-up vs (a)",
+        "time to 97% (epoch)", "time-to-97% speed-up vs (a)", "final test acc", "peak RSS MiB"]
+    assert sum(line.startswith(("| a ", "| b ", "| numpy ", "| bs1024 ")) for line in table.splitlines()) == 4
+    assert "## The compute limit" in table
+    assert "[a]   epoch 1/1" in result.stdout  # progress, a line per epoch
