@@ -43,8 +43,8 @@ def control_panel(train: Callable[..., dict[str, Any]], *, learning_rate: float 
     optimizer=…, train_samples=…, callbacks=[live progress])`` and shows its result."""
     style = {"description_width": "110px"}
     layout = widgets.Layout(width="480px")
-    lr = widgets.FloatLogSlider(value=learning_rate, base=10, min=-5, max=-1, step=0.25,
-                                description="learning rate", readout_format=".1e", style=style, layout=layout)
+    lr = widgets.FloatLogSlider(value=learning_rate, base=10, min=-5, max=-1, step=0.1,
+                                description="learning rate", readout_format=".2g", style=style, layout=layout)
     n_epochs = widgets.IntSlider(value=epochs, min=1, max=20, description="epochs", style=style, layout=layout)
     batch = widgets.SelectionSlider(options=BATCH_SIZES, value=_nearest(BATCH_SIZES, batch_size),
                                     description="batch size", style=style, layout=layout)
@@ -60,7 +60,7 @@ def control_panel(train: Callable[..., dict[str, Any]], *, learning_rate: float 
         bar.value = 0
         status.value = "starting…"
         try:
-            result = train(learning_rate=lr.value, epochs=n_epochs.value, batch_size=batch.value,
+            result = train(learning_rate=float(f"{lr.value:.2g}"),  # 0.001995… → 0.002 epochs=n_epochs.value, batch_size=batch.value,
                            optimizer=opt.value, train_samples=samples.value,
                            callbacks=[progress_callback(bar, status)])
             status.value = (f"done: <b>{result['run_name']}</b>, test accuracy "
