@@ -19,9 +19,12 @@ import tflab
 from tflab import params, runs
 from tflab.paths import logs_dir
 
-# Batch size: Keras's default of 32 means ~1,900 small steps per epoch, and on a CPU each
-# step pays a fixed overhead. 256 examples per step keep both cores busy and, with the
-# learning rate scaled up to match, still pass 97% test accuracy within 5 epochs.
+# Batch size: each step ends with an Adam update of all 866,798 weights, which costs as much for
+# 32 images as for 256; 256 per step makes 235 updates per epoch instead of 1,875 (Keras's
+# default of 32) and more than halves the time per epoch on a CPU. Twice the lesson's learning
+# rate makes up for the fewer updates: test accuracy passes 97% after the 2nd or 3rd epoch.
+# tflab.pipeline scales the pixels once, reshuffles every epoch and prepares the next batch
+# while the current one trains.
 EPOCHS = 5
 BATCH_SIZE = 256
 LEARNING_RATE = 0.002

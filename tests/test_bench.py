@@ -74,18 +74,31 @@ def test_each_epoch_is_timed_from_the_end_of_the_one_before(bench):
     assert summary["seconds_per_epoch"] == 6  # median of the epochs after the first
     assert summary["cpu_seconds_per_epoch"] == 11
     assert (summary["time_to_target_s"], summary["epoch_reaching_target"]) == (21, 3)
+    assert summary["cpu_time_to_target_s"] == 40
     assert summary["final_accuracy"] == 0.98
 
 
 def test_a_target_never_reached_has_no_time(bench):
     summary = bench.summarize(epochs((10, 20, 0.95), (20, 40, 0.9699)))
     assert summary["time_to_target_s"] is None and summary["epoch_reaching_target"] is None
+    assert summary["cpu_time_to_target_s"] is None
     assert bench.speedup(60.0, summary["time_to_target_s"]) is None
 
 
 def test_a_single_epoch_is_its_own_typical_epoch(bench):
     summary = bench.summarize(epochs((12, 20, 0.9)))
     assert summary["seconds_per_epoch"] == 12
+
+
+def test_the_limit_is_the_epoch_at_the_dense_layers_own_matmul_rate(bench):
+    rates = [{"name": name, "flops": 4e9, "seconds": 0.04, "cpu_seconds": 0.08, "gflops": 100.0}
+             for name in ("dense forward", "dense weight gradient", "dense input gradient")]
+    rates.append({"name": "square", "flops": 2e10, "seconds": 0.1, "cpu_seconds": 0.2, "gflops": 200.0})
+    limit = bench.compute_limit(rates, 345e9)
+    assert limit["gflops"] == pytest.approx(100.0)  # the dense matmuls, not the faster square one
+    assert limit["seconds_per_epoch"] == pytest.approx(3.45)
+    assert limit["cpu_seconds_per_epoch"] == pytest.approx(6.9)  # two busy cores
+    assert (limit["peak_name"], limit["peak_seconds_per_epoch"]) == ("square", pytest.approx(1.725))
 
 
 def test_speedup_divides_the_baseline_time_by_the_row_time(bench):
@@ -100,9 +113,28 @@ def test_the_default_row_uses_the_exercise_constants(bench):
     configs = bench.configurations({"batch_size": mnist.BATCH_SIZE, "learning_rate": mnist.LEARNING_RATE})
     default, lesson = configs["b"], configs["a"]
     assert (default["batch_size"], default["learning_rate"]) == (mnist.BATCH_SIZE, mnist.LEARNING_RATE)
-    assert (default["input"], default["histograms"], default["backup"], default["setup"]) == ("tfdata", True, True, "project")
+    assert (default["input"], default["histograms"], default["backup"]) == ("tfdata", True, True)
+    assert (default["setup"], default["runner"], default["env"]) == ("project", "exercise", {})  # mnist.py's own train
     assert (lesson["input"], lesson["batch_size"], lesson["learning_rate"], lesson["histograms"]) == ("numpy", 32, 0.001, True)
     assert set(bench.FULL + bench.QUICK) - set(configs) <= {f"bs{mnist.BATCH_SIZE}"}
+
+
+def test_the_lesson_rows_load_tensorflow_with_its_own_defaults(bench):
+    configs = bench.configurations({"batch_size": 256, "learning_rate": 0.002, "onednn": "1"})
+    assert configs["a"]["setup"] == "lesson"
+    assert configs["a"]["env"] == {"TF_ENABLE_ONEDNN_OPTS": None, "TFLAB_THREADS": None}  # None: removed
+
+
+@pytest.mark.parametrize(("default", "flipped"), [("1", "0"), ("0", "1"), (None, "1")])
+def test_the_onednn_row_switches_the_other_way_from_the_default(bench, default, flipped):
+    configs = bench.configurations({"batch_size": 256, "learning_rate": 0.002, "onednn": default})
+    assert configs["onednn"]["env"] == {"TF_ENABLE_ONEDNN_OPTS": flipped}
+
+
+def test_batch_rows_scale_the_learning_rate_with_the_square_root_of_the_batch(bench):
+    configs = bench.configurations({"batch_size": 256, "learning_rate": 0.002, "onednn": None})
+    assert "bs256" not in configs
+    assert configs["bs1024"]["learning_rate"] == 0.004 and configs["bs64"]["learning_rate"] == 0.001
 
 
 def test_an_unknown_config_is_refused_in_one_line(tmp_path):
@@ -132,15 +164,15 @@ def test_a_quick_run_writes_the_table_and_the_json(tmp_path):
     assert rows["a"]["epoch_speedup"] == pytest.approx(1.0)
     assert results["train_examples"] == 600 and results["test_examples"] == 500
     assert results["limit"]["epoch_flops"] == 600 * 5_442_720 + 500 * 1_854_800
-    assert results["limit"]["default_percent"] > 0
+    assert results["limit"]["default_percent"] > 0 and results["limit"]["default_cpu_percent"] > 0
     if "gpu-b" not in rows:
         assert results["gpu"] == "no GPU: GPU variants skipped"
         assert "no GPU: GPU variants skipped" in result.stdout
     table = (out / "results.md").read_text()
     header = next(line for line in table.splitlines() if line.startswith("| config"))
     assert [cell.strip() for cell in header.strip("|").split("|")] == [
-        "config", "what", "batch", "lr", "input", "s/epoch", "CPU s/epoch", "epoch speed-up vs (a)",
-        "time to 97% (epoch)", "time-to-97% speed-up vs (a)", "final test acc", "peak RSS MiB"]
+        "config", "what", "batch", "lr", "input", "s/epoch", "CPU s/epoch", "time to 97% (epoch)", "CPU s to 97%",
+        "vs (a): epoch", "vs (a): to 97%", "vs (a): CPU to 97%", "final test acc", "peak RSS MiB"]
     assert sum(line.startswith(("| a ", "| b ", "| numpy ", "| bs1024 ")) for line in table.splitlines()) == 4
     assert "## The compute limit" in table
     assert "[a]   epoch 1/1" in result.stdout  # progress, a line per epoch

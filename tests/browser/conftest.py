@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -199,10 +200,12 @@ class Lab:
     token: str
     logs: Path       # TFLAB_LOGDIR of the server and its kernels
     tmp: Path
+    notebooks: Path  # where tests put the notebooks to open: inside the repo, git-ignored, one per session
 
     def notebook_url(self, path: Path, workspace: str) -> str:
         """Open ``path`` (inside the repo) in its own fresh workspace."""
-        return f"{self.url}lab/workspaces/{workspace}/tree/{path.relative_to(REPO).as_posix()}?reset&token={self.token}"
+        tree = path.relative_to(REPO).as_posix()
+        return f"{self.url}lab/workspaces/{workspace}/tree/{tree}?reset&token={self.token}"
 
     def api(self, method: str, endpoint: str) -> bytes:
         request = urllib.request.Request(f"{self.url}api/{endpoint}", method=method,
@@ -224,21 +227,32 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def tensorboard_pids() -> set[int]:
+    """Pids of the TensorBoards that have an info file (``tensorboard.manager``), alive or not."""
     from tensorboard import manager
 
     return {info.pid for info in manager.get_all()}
+
+
+def stop_tensorboards(under: Path, known: set[int]) -> None:
+    """Stop the TensorBoards serving folders inside ``under`` that are not in ``known``."""
+    from tensorboard import manager
+
+    from tflab import board
+
+    for info in manager.get_all():
+        logdir = Path(info.logdir).resolve() if info.logdir else None
+        if info.pid not in known and logdir and (logdir == under or under in logdir.parents):
+            board.stop(info.pid)
 
 
 @pytest.fixture(scope="session")
 def jupyter_lab(tmp_path_factory) -> Iterator[Lab]:
     """One JupyterLab server (token auth on, private config/data/runtime dirs, no news or update checks).
 
-    Teardown shuts its kernels down, stops the server, then stops every TensorBoard that appeared
-    meanwhile (the notebooks' ``%tensorboard`` starts them from the kernels).
+    Teardown shuts its kernels down, stops the server, then stops the TensorBoards that the
+    notebooks' ``%tensorboard`` started from the kernels (all serve folders inside ``tmp``).
     """
-    from tflab import board
-
-    tmp = tmp_path_factory.mktemp("jupyter")
+    tmp = tmp_path_factory.mktemp("jupyter").resolve()
     dirs = {name: tmp / name for name in ("config", "data", "runtime", "ipython", "logs")}
     for folder in dirs.values():
         folder.mkdir()
@@ -247,7 +261,8 @@ def jupyter_lab(tmp_path_factory) -> Iterator[Lab]:
                 {"fetchNews": "false", "checkForUpdates": False})
     # Render every cell (no virtual scrolling), so outputs far down the notebook are in the DOM; start the
     # notebook's own kernel without asking (no "Select Kernel" dialog).
-    _write_json(settings / "notebook-extension" / "tracker.jupyterlab-settings", {"windowingMode": "none", "autoStartDefaultKernel": True})
+    _write_json(settings / "notebook-extension" / "tracker.jupyterlab-settings",
+                {"windowingMode": "none", "autoStartDefaultKernel": True})
     token = secrets.token_hex(24)
     port = free_port()
     env = lab_env(dirs["logs"]) | {
@@ -267,14 +282,16 @@ def jupyter_lab(tmp_path_factory) -> Iterator[Lab]:
     tensorboards_before = tensorboard_pids()
     log = tmp / "jupyter.log"
     proc = start_server(command, env, log)
-    lab = Lab(url=f"http://127.0.0.1:{port}/", token=token, logs=dirs["logs"], tmp=tmp)
+    # A folder of its own, so that a concurrent test session cannot overwrite the open notebooks.
+    notebooks = ARTIFACTS / f"notebooks-{os.getpid()}"
+    notebooks.mkdir(parents=True, exist_ok=True)
+    lab = Lab(url=f"http://127.0.0.1:{port}/", token=token, logs=dirs["logs"], tmp=tmp, notebooks=notebooks)
     try:
         wait_for_http(f"{lab.url}api/status?token={token}", proc, log, timeout=90)
         yield lab
     finally:
         lab.shutdown_kernels()
         stop_group(proc)
-        kill_processes_mentioning(str(dirs["runtime"]))  # a kernel that outlived its server
-        for pid in tensorboard_pids() - tensorboards_before:
-            board.stop(pid)
-        kill_processes_mentioning(str(dirs["logs"]))  # a TensorBoard that had not yet written its info file
+        stop_tensorboards(tmp, tensorboards_before)
+        kill_processes_mentioning(str(tmp))  # a kernel that outlived its server, a TensorBoard without info file
+        shutil.rmtree(notebooks, ignore_errors=True)

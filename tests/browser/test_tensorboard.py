@@ -7,7 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import REPO, expect_visible, lab_env, run_checked, screenshot, tensorboard
+from .conftest import (REPO, expect_visible, lab_env, run_checked, screenshot, stop_tensorboards, tensorboard,
+                       tensorboard_pids)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -32,31 +33,32 @@ def _run_trial(log_dir, run_name: str, learning_rate: float, out_dir) -> None:
     papermill.execute_notebook(
         str(REPO / "Activity1.01" / "hyperparams.ipynb"), str(out_dir / f"{run_name}.ipynb"),
         parameters={"log_dir": str(log_dir), "learning_rate": learning_rate, "epochs": 1,
-                    "train_samples": 3000, "run_name": run_name},
+                    "train_samples": 2000, "run_name": run_name},
         cwd=str(REPO / "Activity1.01"), kernel_name="python3", progress_bar=False)
-
-
-@pytest.fixture(scope="module")
-def hparams_board(tmp_path_factory, monkeypatch_module):
-    """TensorBoard over a tiny two-trial sweep of Activity 1.01 (papermill, 1 epoch on 3,000 images each).
-
-    train_samples is 3000, not 2000: the notebook's control panel only accepts the slider's sizes.
-    """
-    tmp = tmp_path_factory.mktemp("hparams")
-    log_dir = tmp / "logs" / "hparams"
-    monkeypatch_module.setenv("TFLAB_LOGDIR", str(tmp / "logs"))  # the kernels inherit it
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        trials = [pool.submit(_run_trial, log_dir, name, lr, tmp) for name, lr in SWEEP.items()]
-        for trial in trials:
-            trial.result()
-    with tensorboard(log_dir, list(SWEEP), tmp / "tensorboard.log") as url:
-        yield url
 
 
 @pytest.fixture(scope="module")
 def monkeypatch_module():
     with pytest.MonkeyPatch.context() as patch:
         yield patch
+
+
+@pytest.fixture(scope="module")
+def hparams_board(tmp_path_factory, monkeypatch_module):
+    """TensorBoard over a tiny two-trial sweep of Activity 1.01 (papermill, 1 epoch on 2,000 images each)."""
+    tmp = tmp_path_factory.mktemp("hparams").resolve()
+    log_dir = tmp / "logs" / "hparams"
+    monkeypatch_module.setenv("TFLAB_LOGDIR", str(tmp / "logs"))  # the kernels inherit it
+    before = tensorboard_pids()
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:  # the two trials overlap their kernel start-ups
+            trials = [pool.submit(_run_trial, log_dir, name, lr, tmp) for name, lr in SWEEP.items()]
+            for trial in trials:
+                trial.result()
+        with tensorboard(log_dir, list(SWEEP), tmp / "tensorboard.log") as url:
+            yield url
+    finally:
+        stop_tensorboards(tmp, before)  # any the notebooks' %tensorboard left behind
 
 
 def test_scalars_show_accuracy_and_loss_for_train_and_validation(page, scalars_board):
