@@ -87,7 +87,8 @@ def train(args: argparse.Namespace, run_dir: Path, resuming: bool, data: tuple) 
         # Saves progress after each epoch so that an interrupted run resumes where it stopped.
         keras.callbacks.BackupAndRestore(backup_dir=str(run_dir / "backup")),
         # Writes epoch_accuracy, epoch_loss and weight histograms for TensorBoard.
-        keras.callbacks.TensorBoard(log_dir=str(run_dir), histogram_freq=1),
+        # write_graph=False: TensorBoard 2.21 cannot draw this Keras 3 graph ("Malformed GraphDef").
+        keras.callbacks.TensorBoard(log_dir=str(run_dir), histogram_freq=1, write_graph=False),
     ]
     settings = {key: value for key, value in vars(args).items() if key != "overwrite"}
     runs.write_metrics(run_dir, status=runs.RUNNING, params=settings, run_name=run_dir.name)

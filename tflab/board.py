@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -89,6 +90,9 @@ def prepare(logdir: str | os.PathLike) -> int:
     """
     clean_stale()
     os.environ["TENSORBOARD_BINARY"] = tensorboard_binary()
+    # %tensorboard names its frame from Python's `random`; after a fixed seed every notebook
+    # would get the same frame id, and a second notebook's frame stays blank.
+    random.seed()
     for info in manager.get_all():
         same = ["--logdir", str(logdir), "--host", LOCALHOST, "--port", str(info.port)]
         if info.cache_key == manager.cache_key(os.getcwd(), same, {}):

@@ -60,7 +60,8 @@ def control_panel(train: Callable[..., dict[str, Any]], *, learning_rate: float 
         bar.value = 0
         status.value = "starting…"
         try:
-            result = train(learning_rate=float(f"{lr.value:.2g}"),  # 0.001995… → 0.002 epochs=n_epochs.value, batch_size=batch.value,
+            result = train(learning_rate=float(f"{lr.value:.2g}"),  # the slider's 0.001995… → 0.002
+                           epochs=n_epochs.value, batch_size=batch.value,
                            optimizer=opt.value, train_samples=samples.value,
                            callbacks=[progress_callback(bar, status)])
             status.value = (f"done: <b>{result['run_name']}</b>, test accuracy "
