@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 NOTEBOOKS := Exercise1.01/test_stack.ipynb Exercise1.02/mnist.ipynb Activity1.01/hyperparams.ipynb
-PYTEST := $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg
+PYTEST := $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with $(CURDIR)/tests/sanitize.cfg
 
 .PHONY: help setup data chromium run test test-fast test-browser lab tensorboard sweep bench clean
 

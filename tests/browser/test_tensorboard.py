@@ -34,7 +34,10 @@ def _run_trial(log_dir, run_name: str, learning_rate: float, out_dir) -> None:
         str(REPO / "Activity1.01" / "hyperparams.ipynb"), str(out_dir / f"{run_name}.ipynb"),
         parameters={"log_dir": str(log_dir), "learning_rate": learning_rate, "epochs": 1,
                     "train_samples": 2000, "run_name": run_name},
-        cwd=str(REPO / "Activity1.01"), kernel_name="python3", progress_bar=False)
+        # No cwd=: papermill's chdir is process-wide, and these trials run in threads.
+        # The kernel's folder goes through nbclient's resources instead.
+        kernel_name="python3", progress_bar=False,
+        resources={"metadata": {"path": str(REPO / "Activity1.01")}})
 
 
 @pytest.fixture(scope="module")
