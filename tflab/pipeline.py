@@ -13,7 +13,9 @@ THREADS_ENV = "TFLAB_THREADS"  # set by `python -m tflab sweep` so parallel runs
 
 def configure(seed: int) -> None:
     """Fix every seed (Python, NumPy, TensorFlow) and apply ``$TFLAB_THREADS`` if set."""
-    threads = int(os.environ.get(THREADS_ENV, "0") or 0)
+    from .params import int_in_range
+
+    threads = int_in_range(os.environ.get(THREADS_ENV) or 0, f"${THREADS_ENV}", 0, 1024)
     if threads > 0:
         try:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
