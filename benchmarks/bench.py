@@ -143,11 +143,12 @@ def configurations(default: dict[str, Any]) -> dict[str, dict[str, Any]]:
     batch, rate = default["batch_size"], default["learning_rate"]
     flip = "0" if default.get("onednn") == "1" else "1"  # the opposite of what the default path runs with
     lesson = {"setup": "lesson", "runner": "keras", "input": "numpy", "batch_size": 32, "learning_rate": 0.001,
-              "histograms": True, "backup": False, "jit": False, "env": {ONEDNN: None, THREADS: None},
-              "device": "cpu", "mixed": False}
+              "histograms": True, "write_graph": True, "backup": False, "jit": False,
+              "env": {ONEDNN: None, THREADS: None}, "device": "cpu", "mixed": False}
     project = {**lesson, "setup": "project", "runner": "exercise", "input": "tfdata", "batch_size": batch,
                "learning_rate": rate, "backup": True, "env": {}}
-    changed = {**project, "runner": "keras"}  # the default with a change that mnist.py has no flag for
+    # The default with a change that mnist.py has no flag for; its other settings copy mnist.py's.
+    changed = {**project, "runner": "keras", "write_graph": False}
 
     def scaled(size: int) -> dict[str, Any]:  # Adam: scale the step with the square root of the batch
         return {**project, "batch_size": size, "learning_rate": float(f"{rate * math.sqrt(size / batch):.2g}")}
@@ -261,7 +262,8 @@ def train_one(spec: dict[str, Any], epochs: int, train_samples: int | None, test
                 metrics=["accuracy"],
                 jit_compile=spec["jit"],
             )
-            callbacks = [keras.callbacks.TensorBoard(log_dir=run_dir, histogram_freq=int(spec["histograms"]))]
+            callbacks = [keras.callbacks.TensorBoard(log_dir=run_dir, histogram_freq=int(spec["histograms"]),
+                                                     write_graph=spec["write_graph"])]
             if spec["backup"]:
                 callbacks.insert(0, keras.callbacks.BackupAndRestore(backup_dir=str(Path(run_dir) / "backup")))
             model.fit(**data, epochs=epochs, callbacks=callbacks, verbose=0)
