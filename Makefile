@@ -32,7 +32,7 @@ run: setup  ## train Exercise 1.02 with the lesson defaults and print the test a
 	@echo "See the run in TensorBoard:  make tensorboard   (then open the printed http://localhost URL)"
 
 test: setup chromium  ## the whole suite: unit tests, notebooks under nbval, browser tests
-	$(PYTEST) tests $(NOTEBOOKS)
+	$(PYTEST) --durations=15 tests $(NOTEBOOKS)
 
 test-fast: setup  ## quick loop: unit tests on small data, no full-data training, no browser
 	$(PY) -m pytest tests -m "not slow and not browser"

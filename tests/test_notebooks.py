@@ -73,19 +73,38 @@ def test_notebook_defaults_match_the_script():
     script = load_script_defaults()
     expected = {"epochs": script.EPOCHS, "batch_size": script.BATCH_SIZE, "learning_rate": script.LEARNING_RATE}
     for name in ("mnist", "hyperparams"):
-        found = papermill.inspect_notebook(str(NOTEBOOKS[name]))
-        defaults = {key: eval(found[key]["default"]) for key in expected}  # literals from the notebook
+        defaults = {key: notebook_defaults(name)[key] for key in expected}
         assert defaults == expected, f"{name}.ipynb parameters drifted from mnist.py"
 
 
+def notebook_defaults(name: str) -> dict:
+    """The values of a notebook's parameters cell, as papermill reads them."""
+    return {key: eval(found["default"]) for key, found in papermill.inspect_notebook(str(NOTEBOOKS[name])).items()}
+
+
+def full_data_run_by_nbval(session_logs: Path) -> Path | None:
+    """The run that nbval's execution of mnist.ipynb, as shipped, made earlier in this session.
+
+    `make test` collects the notebooks after tests/, and conftest moves the acceptance test after
+    them, so the full-data training happens once. The session's TFLAB_LOGDIR is fresh and only
+    nbval's kernels train into its fit/ folder with the notebook's default parameters.
+    """
+    fit = session_logs / "fit"
+    found = [run for run in (fit.iterdir() if fit.is_dir() else ())
+             if runs.run_status(run) == runs.COMPLETE and runs.read_metrics(run)["params"] == notebook_defaults("mnist")]
+    return found[-1] if found else None
+
+
 @pytest.mark.slow
-def test_mnist_notebook_passes_97_percent_on_the_full_data(tmp_path, logs):
-    executed = execute("mnist", tmp_path, run_name="acceptance")
-    recorded = runs.read_records(executed)
-    assert recorded["test_accuracy"] >= 0.97, recorded
-    run_dir = logs / "fit" / "acceptance"
+def test_mnist_notebook_passes_97_percent_on_the_full_data(tmp_path, logs, request):
+    run_dir = full_data_run_by_nbval(Path(request.config.tflab_session_logs))
+    if run_dir is None:  # the notebooks were not collected: train here, as an instructor would
+        executed = execute("mnist", tmp_path, run_name="acceptance")
+        run_dir = logs / "fit" / "acceptance"
+        assert runs.read_records(executed)["test_accuracy"] == runs.read_metrics(run_dir)["test_accuracy"]
     metrics = runs.read_metrics(run_dir)
-    assert metrics["status"] == runs.COMPLETE and metrics["params"]["train_samples"] is None
+    assert metrics["status"] == runs.COMPLETE and metrics["params"]["train_samples"] is None  # all 60,000 images
+    assert metrics["test_accuracy"] >= 0.97, metrics
     for series in ("train", "validation"):
         assert len(read_scalars(run_dir / series, "epoch_accuracy")) == metrics["epochs_run"] == 5
 
