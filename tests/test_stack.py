@@ -1,7 +1,10 @@
 """Tests for tflab.stack (Exercise 1.01's table) and for the supply chain it checks: pins, no pickles."""
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from importlib import metadata
 
 import pytest
@@ -145,3 +148,25 @@ def test_nothing_is_unpickled_outside_the_verified_dataset_loader() -> None:
     }
     assert found & allowed, "the pattern no longer matches the known loader: update this test"
     assert found - allowed == set()
+
+
+@pytest.mark.parametrize("env, loaded_first, detail", [
+    ("1", False, "on"),
+    ("0", False, "off (TF_ENABLE_ONEDNN_OPTS=0): training is about 1.5x slower"),
+    ("1", True, "not set: TensorFlow was imported before tflab; import tflab first"),
+])
+def test_onednn_row_says_whether_the_fast_cpu_kernels_are_on(env, loaded_first, detail, monkeypatch) -> None:
+    import tflab
+
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", env)
+    monkeypatch.setattr(tflab, "TENSORFLOW_LOADED_FIRST", loaded_first)
+    check = stack.check_onednn()
+    assert (check.status, check.detail) == ("INFO", detail)
+
+
+def test_importing_tflab_turns_onednn_on_unless_the_user_chose() -> None:
+    probe = "import os, tflab; print(os.environ['TF_ENABLE_ONEDNN_OPTS'], tflab.TENSORFLOW_LOADED_FIRST)"
+    env = {key: value for key, value in os.environ.items() if key != "TF_ENABLE_ONEDNN_OPTS"}
+    chosen = dict(env, TF_ENABLE_ONEDNN_OPTS="0")
+    assert [subprocess.run([sys.executable, "-c", probe], env=e, capture_output=True, text=True, check=True).stdout
+            for e in (env, chosen)] == ["1 False\n", "0 False\n"]

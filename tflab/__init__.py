@@ -4,7 +4,10 @@ Importing tflab is cheap and never loads TensorFlow; the modules that need it im
 Import tflab before TensorFlow: it sets TensorFlow's environment, which is read once, at import.
 """
 import os
+import sys
 
+# True when TensorFlow was loaded before tflab, too late for the settings below (Exercise 1.01 says so).
+TENSORFLOW_LOADED_FIRST = "tensorflow" in sys.modules
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's C++ start-up notices
 # oneDNN's CPU kernels train the lesson model about 1.5x faster (see `make bench`). TensorFlow turns
 # them on by itself only on CPUs with AVX-512 VNNI or AMX. Set TF_ENABLE_ONEDNN_OPTS=0 to opt out.

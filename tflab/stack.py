@@ -1,6 +1,8 @@
 """Exercise 1.01's stack check: one PASS/FAIL row per requirement, with a fix for each failure."""
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from dataclasses import dataclass
 from importlib import metadata
@@ -42,9 +44,24 @@ def check_python() -> Check:
     return Check("Python", "PASS", str(found))
 
 
+@contextlib.contextmanager
+def _native_stderr_hidden():
+    """Hide what C++ code writes straight to file descriptor 2 (TensorFlow's start-up notices)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def check_tensorflow() -> Check:
     try:
-        import tensorflow as tf
+        with _native_stderr_hidden():  # the table's oneDNN row says what the notice would
+            import tensorflow as tf
     except ImportError as err:
         return Check("TensorFlow", "FAIL", f"import failed: {err}", SETUP_FIX)
     found = Version(tf.__version__)
@@ -83,6 +100,17 @@ def check_gpu() -> Check:
     return Check("GPU", "INFO", "none found; training runs on the CPU, which is fine for this lab")
 
 
+def check_onednn() -> Check:
+    """Whether TensorFlow runs with the oneDNN CPU kernels that tflab turns on (see `make bench`)."""
+    from . import TENSORFLOW_LOADED_FIRST
+
+    if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0":
+        return Check("oneDNN CPU kernels", "INFO", "off (TF_ENABLE_ONEDNN_OPTS=0): training is about 1.5x slower")
+    if TENSORFLOW_LOADED_FIRST:
+        return Check("oneDNN CPU kernels", "INFO", "not set: TensorFlow was imported before tflab; import tflab first")
+    return Check("oneDNN CPU kernels", "INFO", "on")
+
+
 def run_checks() -> list[Check]:
     """Every check of Exercise 1.01, in the order the table shows them."""
     return [
@@ -96,6 +124,7 @@ def run_checks() -> list[Check]:
         _version_check("papermill", "papermill", "2.4"),
         _version_check("nbval", "nbval", "0.10"),
         check_mnist(),
+        check_onednn(),
         check_gpu(),
     ]
 
