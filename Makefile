@@ -5,6 +5,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 NOTEBOOKS := Exercise1.01/test_stack.ipynb Exercise1.02/mnist.ipynb Activity1.01/hyperparams.ipynb
+# make test: tests/ on TEST_WORKERS pytest-xdist workers (a file stays on one worker), then the
+# notebooks under nbval in one process, with the 97% acceptance test reading nbval's full-data run.
+TEST_WORKERS ?= 2
+ACCEPTANCE := tests/test_notebooks.py::test_mnist_notebook_passes_97_percent_on_the_full_data
 PYTEST := $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with $(CURDIR)/tests/sanitize.cfg
 
 .PHONY: help setup data chromium run test test-fast test-browser lab tensorboard sweep bench clean
@@ -32,7 +36,10 @@ run: setup  ## train Exercise 1.02 with the lesson defaults and print the test a
 	@echo "See the run in TensorBoard:  make tensorboard   (then open the printed http://localhost URL)"
 
 test: setup chromium  ## the whole suite: unit tests, notebooks under nbval, browser tests
-	$(PYTEST) --durations=15 tests $(NOTEBOOKS)
+	status=0; \
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --durations=15 tests --deselect $(ACCEPTANCE) || status=1; \
+	$(PYTEST) --durations=5 $(NOTEBOOKS) $(ACCEPTANCE) || status=1; \
+	exit $$status
 
 test-fast: setup  ## quick loop: unit tests on small data, no full-data training, no browser
 	$(PY) -m pytest tests -m "not slow and not browser"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -23,11 +24,15 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TFLAB_OFFLINE", "1")  # the Keras download host is unreachable here anyway
     os.environ["PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD"] = "1"
+    # A run started in the background by a shell inherits an ignored Ctrl-C, and so would the
+    # scripts that the Ctrl-C tests interrupt: give them the usual one.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The full-data acceptance test goes last, so that it can check nbval's run of mnist.ipynb instead
-    of training the same notebook on the same data a second time."""
+    of training the same notebook on the same data a second time (see `make test`)."""
     last = [item for item in items if item.name == "test_mnist_notebook_passes_97_percent_on_the_full_data"]
     items[:] = [item for item in items if item not in last] + last
 
