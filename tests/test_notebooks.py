@@ -114,8 +114,8 @@ def test_mnist_notebook_passes_97_percent_on_the_full_data(tmp_path, logs, reque
 def activity_run(tmp_path_factory) -> Path:
     """One papermill run of Activity 1.01 with parameters, then a press of the panel's Train button.
 
-    Returns its logs folder (the executed notebook is out.ipynb beside it). One run serves both tests: a kernel start and TensorFlow import cost
-    more than the small trainings.
+    Returns its logs folder (the executed notebook is out.ipynb beside it). One run serves both
+    tests: a kernel start and TensorFlow's import cost more than the small trainings.
     """
     tmp = tmp_path_factory.mktemp("activity")
     notebook = nbformat.read(NOTEBOOKS["hyperparams"], as_version=4)
