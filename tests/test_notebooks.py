@@ -89,10 +89,9 @@ def full_data_run_by_nbval(session_logs: Path) -> Path | None:
     them, so the full-data training happens once. The session's TFLAB_LOGDIR is fresh and only
     nbval's kernels train into its fit/ folder with the notebook's default parameters.
     """
-    fit = session_logs / "fit"
+    fit, defaults = session_logs / "fit", notebook_defaults("mnist").items()
     found = [run for run in (fit.iterdir() if fit.is_dir() else ())
-             if runs.run_status(run) == runs.COMPLETE
-             and notebook_defaults("mnist").items() <= runs.read_metrics(run)["params"].items()]
+             if runs.run_status(run) == runs.COMPLETE and defaults <= runs.read_metrics(run)["params"].items()]
     return found[-1] if found else None
 
 
