@@ -14,6 +14,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
@@ -228,9 +229,7 @@ def test_a_live_process_whose_port_is_closed_is_not_a_tensorboard(logs: Path) ->
 def test_prepare_ignores_a_dead_tensorboard_of_the_same_logdir(logs: Path, busy_port: int, no_binary_change) -> None:
     path = write_info(dead_pid(), busy_port, logs)  # would be reused if it were alive
 
-    port = board.prepare(logs)
-
-    assert port != busy_port and board.port_is_free(port)
+    assert board.prepare(logs) == board.SCAN_FROM_DEFAULT_PORT
     assert not path.exists()
     assert os.environ["TENSORBOARD_BINARY"] == board.tensorboard_binary()
 
@@ -331,6 +330,28 @@ def test_list_shows_a_live_lab_tensorboard(cli_board, capsys) -> None:
     process, _, port, _ = cli_board
     assert board.main(["--list"]) == 0
     assert f"pid {process.pid}  http://localhost:{port}/" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_notebooks_starting_tensorboards_at_the_same_time_each_get_one(tmp_path: Path, no_binary_change) -> None:
+    """Two kernels run their Start TensorBoard cell together: both prepare before either TensorBoard binds."""
+    logdirs = [tmp_path / "first", tmp_path / "second"]
+    ports = [board.prepare(logdir) for logdir in logdirs]
+
+    def start(logdir: Path, port: int | str):  # what %tensorboard does with the cell's arguments
+        return manager.start(["--logdir", str(logdir), "--host", board.LOCALHOST, "--port", str(port)])
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(start, logdirs, ports))
+    try:
+        assert all(isinstance(result, manager.StartLaunched) for result in results), results
+        assert results[0].info.port != results[1].info.port
+        assert all(board.is_alive(result.info) for result in results)
+    finally:
+        for result in results:
+            pid = result.info.pid if hasattr(result, "info") else getattr(result, "pid", None)
+            if pid:
+                board.stop(pid)
 
 
 @pytest.fixture

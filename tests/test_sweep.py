@@ -56,6 +56,13 @@ def assert_png(path: Path) -> None:
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
 
 
+def inline_tensorboard_frames(nb) -> int:
+    """How many TensorBoard frames the ``%tensorboard`` cell of an executed notebook shows (an error shows none)."""
+    (cell,) = [cell for cell in nb.cells if cell.cell_type == "code" and "%tensorboard" in cell.source]
+    return sum("tensorboard-frame-" in "".join(output.get("data", {}).get("text/html", ""))
+               for output in cell.outputs)
+
+
 def row(name: str, status: str, accuracy: float | None, **params) -> dict:
     values = {"learning_rate": 0.001, "epochs": 1, "batch_size": 256, "optimizer": "adam",
               "train_samples": None, "seed": 42} | params
@@ -278,6 +285,7 @@ def test_failed_run_is_kept_and_the_others_finish(local_sweep) -> None:
         assert not nb.metadata.papermill.exception
         assert 0.5 < runs.read_records(nb)["test_accuracy"] <= 1
         assert runs.run_status(local_sweep["logdir"] / names[seed]) == runs.COMPLETE
+        assert inline_tensorboard_frames(nb) == 1, f"run {seed}: %tensorboard showed no frame (a port race?)"
     failed = nbformat.read(str(out / f"{names[13]}.ipynb"), as_version=4)
     assert failed.metadata.papermill.exception
     assert "simulated failure for seed 13" in local_sweep["printed"]

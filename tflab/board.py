@@ -19,6 +19,7 @@ from .params import LabArgumentParser, arg_type, int_in_range
 
 LOCALHOST = "127.0.0.1"
 DEFAULT_PORT = 6006
+SCAN_FROM_DEFAULT_PORT = "default"  # TensorBoard's --port value: bind 6006 or the next free port
 BIND_ALL_WARNING = (
     "warning: --bind_all serves these logs to anyone who can reach this machine on the network; "
     "TensorBoard has no login."
@@ -81,12 +82,14 @@ def clean_stale() -> list[int]:
     return removed
 
 
-def prepare(logdir: str | os.PathLike) -> int:
-    """Get ``%tensorboard`` ready in this kernel and return the port to pass it.
+def prepare(logdir: str | os.PathLike) -> int | str:
+    """Get ``%tensorboard`` ready in this kernel and return the ``--port`` value to pass it.
 
-    Removes dead TensorBoards' info files, points the magic at this venv's ``tensorboard`` (so
-    it works even when Jupyter was started without activating the venv), and returns the port
-    of a live TensorBoard already serving ``logdir`` the same way, or else a free port.
+    Removes dead TensorBoards' info files and points the magic at this venv's ``tensorboard`` (so
+    it works even when Jupyter was started without activating the venv). Returns the port of a live
+    TensorBoard already serving ``logdir`` on that port, else ``"default"``: TensorBoard then binds
+    6006 or the next free port itself. Checking a port here and binding it seconds later, once
+    TensorBoard has loaded, would race with other notebooks starting a TensorBoard at the same time.
     """
     clean_stale()
     os.environ["TENSORBOARD_BINARY"] = tensorboard_binary()
@@ -97,7 +100,7 @@ def prepare(logdir: str | os.PathLike) -> int:
         same = ["--logdir", str(logdir), "--host", LOCALHOST, "--port", str(info.port)]
         if info.cache_key == manager.cache_key(os.getcwd(), same, {}):
             return info.port
-    return free_port()
+    return SCAN_FROM_DEFAULT_PORT  # the magic itself reuses a live TensorBoard started with these arguments
 
 
 def lab_boards() -> list[manager.TensorBoardInfo]:

@@ -118,7 +118,11 @@ def run_all(page, where: str, shot: str) -> None:
 def expect_live_tensorboard(page, where: str, shot: str, run_name: str) -> None:
     """Assert the inline ``%tensorboard`` frame shows a live TensorBoard listing ``run_name`` after a reload."""
     iframe = page.locator('iframe[id^="tensorboard-frame-"]')
-    expect_visible(page, iframe, f"{where}: inline TensorBoard iframe", shot)
+    try:
+        expect_visible(page, iframe, f"{where}: inline TensorBoard iframe", shot)
+    except AssertionError as err:  # say what %tensorboard printed instead (a port error, a time-out)
+        said = [text for text in page.locator(".jp-OutputArea-output").all_inner_texts() if "TensorBoard" in text]
+        raise AssertionError(f"{err}; %tensorboard printed: {said}") from None
     iframe.scroll_into_view_if_needed()
     inside = page.frame_locator('iframe[id^="tensorboard-frame-"]')
     expect_visible(page, inside.locator("tb-webapp app-header").get_by_text("TensorBoard"),
